@@ -337,6 +337,9 @@ function annotationCandidates(key: string): string[] {
 const FILE_NAME = /^[A-Za-z0-9._-]+$/;
 
 /** A plain file name under the mount path: letters, digits, `.`, `_`, `-`; not `.` or `..`. */
+/** 63 (the limit of an annotation key's name part) minus "template-", the longer prefix. */
+export const MAX_FILE_NAME_LENGTH = 63 - "template-".length;
+
 export function checkFileName(file: string): Parsed<string> {
   if (file === "")
     return parseFailure(
@@ -345,6 +348,13 @@ export function checkFileName(file: string): Parsed<string> {
   if (!FILE_NAME.test(file) || file === "." || file === "..") {
     return parseFailure(
       `"${file}" is not a plain file name: use letters, digits, ".", "_" and "-" (not "." or "..")`,
+    );
+  }
+  // Kubernetes caps an annotation key's name part at 63 characters; without this check the API
+  // server would refuse the pod after us with a generic message that does not mention DSO.
+  if (file.length > MAX_FILE_NAME_LENGTH) {
+    return parseFailure(
+      `"${file}" is ${file.length} characters long: Kubernetes limits an annotation name to 63 characters and "template-<file>" must fit, so a file name may have at most ${MAX_FILE_NAME_LENGTH}`,
     );
   }
   return parsedValue(file);
