@@ -4,7 +4,16 @@ import tseslint from "typescript-eslint";
 import globals from "globals";
 
 export default tseslint.config(
-  { ignores: ["**/dist/**", "**/node_modules/**", "coverage/**", "bench/results/**", "charts/**"] },
+  {
+    ignores: [
+      "**/dist/**",
+      "build/**",
+      "**/node_modules/**",
+      "coverage/**",
+      "bench/results/**",
+      "charts/**",
+    ],
+  },
   js.configs.recommended,
   ...tseslint.configs.strictTypeChecked,
   {

@@ -143,6 +143,25 @@ describe("VaultProvider against a local Vault API", () => {
     expect(vault.leases.get(lease.id)?.revoked).toBe(true);
   });
 
+  it("explains a refused lease revocation (Vault's default policy has no sys/leases/revoke)", async () => {
+    vault.options.forbidden = ["sys/leases/revoke"];
+    const { p } = provider();
+    await p.start();
+    const got = await p.fetch({ provider: "vault", path: "database/creds/app" });
+    const lease = got.lease;
+    if (lease === undefined) throw new Error("no lease");
+    const err = await p.revokeLease(lease.id).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(err).toBeInstanceOf(AgentError);
+    expect((err as AgentError).code).toBe("VAULT_FORBIDDEN");
+    expect((err as AgentError).message).toBe(
+      `Vault denied revoking lease ${lease.id} (HTTP 403) for role "app" as service account "team/app" via auth/kubernetes; the lease ends when the token that created it is revoked or expires (grant "update" on sys/leases/revoke to revoke it directly)`,
+    );
+    expect(vault.leases.get(lease.id)?.revoked).toBe(false);
+  });
+
   it("renews its token and logs in again when renewal is refused", async () => {
     const { p } = provider();
     await p.start();

@@ -478,9 +478,26 @@ export class VaultProvider implements Provider {
   }
 
   async revokeLease(leaseId: string): Promise<void> {
-    await this.call(`revoking lease ${leaseId}`, (v) =>
-      v.write("sys/leases/revoke", { lease_id: leaseId }),
-    );
+    try {
+      await this.call(`revoking lease ${leaseId}`, (v) =>
+        v.write("sys/leases/revoke", { lease_id: leaseId }),
+      );
+    } catch (err) {
+      if (!(err instanceof VaultHttpError)) throw err;
+      // Vault's default policy lets a token renew its leases but not revoke them; a role that
+      // only reads its credentials gets 403 here. Revoking the token (what revokeOnShutdown does
+      // next) ends every lease it created, so say that instead of a bare status.
+      if (err.status === 403) {
+        throw new AgentError(
+          "VAULT_FORBIDDEN",
+          `Vault denied revoking lease ${leaseId} (HTTP 403) for ${this.identity()}; the lease ends when the token that created it is revoked or expires (grant "update" on sys/leases/revoke to revoke it directly)`,
+        );
+      }
+      throw new AgentError(
+        "VAULT_BAD_RESPONSE",
+        `Vault refused to revoke lease ${leaseId} (HTTP ${err.status})`,
+      );
+    }
   }
 
   exportState(): ProviderState | undefined {
