@@ -1,0 +1,57 @@
+// What an image runs, read from its Dockerfile, so the e2e suite starts each image's exact
+// entrypoint with the image's environment (issue 8: images cannot be built here, so the suite
+// tests what they run). The runtime stage's ENTRYPOINT, ENV, USER and WORKDIR are parsed; the
+// distroless image's node binary is mapped to the Node that runs the suite.
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { repoRoot } from "../global-setup.js";
+
+/** The node binary in the runtime base image (gcr.io/distroless/nodejs24). */
+const IMAGE_NODE = "/nodejs/bin/node";
+
+export interface ImageRuntime {
+  /** ENTRYPOINT as the image has it. */
+  entrypoint: string[];
+  /** ENTRYPOINT with the image's node replaced by this process's node binary. */
+  argv: string[];
+  env: Record<string, string>;
+  uid: number;
+  gid: number;
+  workdir: string;
+}
+
+export function imageRuntime(name: "agent" | "webhook"): ImageRuntime {
+  const text = readFileSync(join(repoRoot, `Dockerfile.${name}`), "utf8").replace(/\\\n/g, " ");
+  // Only the last stage is the image; earlier stages build it.
+  const stages = text.split(/^FROM /m);
+  const runtime = stages[stages.length - 1] ?? "";
+  const instruction = (word: string): string[] =>
+    runtime
+      .split("\n")
+      .filter((l) => l.startsWith(`${word} `))
+      .map((l) => l.slice(word.length + 1).trim());
+
+  const entry = instruction("ENTRYPOINT").at(-1);
+  if (entry === undefined)
+    throw new Error(`Dockerfile.${name}: no ENTRYPOINT in the runtime stage`);
+  const entrypoint = JSON.parse(entry) as string[];
+  const env: Record<string, string> = {};
+  for (const line of instruction("ENV")) {
+    for (const m of line.matchAll(/(\w+)=("[^"]*"|\S+)/g)) {
+      const [, key, value] = m;
+      if (key !== undefined && value !== undefined) env[key] = value.replace(/^"|"$/g, "");
+    }
+  }
+  const user = instruction("USER").at(-1) ?? "0";
+  const [uid, gid] = user.split(":").map(Number);
+  if (uid === undefined || !Number.isInteger(uid))
+    throw new Error(`Dockerfile.${name}: USER must be numeric, got "${user}"`);
+  return {
+    entrypoint,
+    argv: entrypoint.map((a) => (a === IMAGE_NODE ? process.execPath : a)),
+    env,
+    uid,
+    gid: gid ?? uid,
+    workdir: instruction("WORKDIR").at(-1) ?? "/",
+  };
+}
