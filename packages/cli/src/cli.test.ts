@@ -1,5 +1,6 @@
 import { execFileSync, spawnSync } from "node:child_process";
-import { readFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { createRequire } from "node:module";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -211,6 +212,29 @@ describe("dso inject", () => {
     expect(run.status).toBe(status);
     expect(run.stdout).toBe("");
     expect(run.stderr).toMatch(message);
+  });
+
+  it("reads client and tenant ids from a ServiceAccount in the input when the policy lets the webhook", () => {
+    const dir = mkdtempSync(join(tmpdir(), "dso-cli-"));
+    const policy = join(dir, "policy.yaml");
+    writeFileSync(
+      policy,
+      "apiVersion: dso.io/v1\nkind: InjectionPolicy\nreadServiceAccounts: true\n",
+    );
+    const withPolicy = dso(["inject", "-f", testdata("azure-sa.yaml"), "--policy", policy]);
+    expect(withPolicy.stderr).toBe("");
+    expect(withPolicy.status).toBe(0);
+    const deployment = documents(withPolicy.stdout).find((d) => d.kind === "Deployment");
+    const spec = templateOf(deployment ?? {}, ["spec", "template"]).spec;
+    expect(agentConfig(spec).azure).toMatchObject({
+      clientId: "5f0c5e2a-9d1b-4c55-8a7e-0b9f3c1d2e4f",
+      tenantId: "72f988bf-86f1-41af-91ab-2d7cd011db47",
+    });
+
+    // Without that policy the webhook never reads service accounts, and neither does the preview.
+    const without = dso(["inject", "-f", testdata("azure-sa.yaml")]);
+    expect(without.status).toBe(1);
+    expect(without.stderr).toMatch(/azure-client-id/);
   });
 
   it("reports invalid YAML with the document number", () => {

@@ -12,7 +12,11 @@ export interface InjectOptions {
   policy: Policy;
   /** Namespace for documents that name none (kubectl's `-n`); default `default`. */
   namespace?: string;
-  /** Service-account annotations, keyed `<namespace>/<name>`, standing in for the cluster's. */
+  /**
+   * Service-account annotations, keyed `<namespace>/<name>`, standing in for the cluster's. When
+   * absent and the policy lets the webhook read service accounts, the ServiceAccounts in the
+   * input are used, as the webhook would see them once applied.
+   */
   serviceAccountAnnotations?: Readonly<Record<string, Readonly<Record<string, string>>>>;
   /** Name of the input, used in error messages. */
   source?: string;
@@ -35,6 +39,14 @@ function isObject(value: unknown): value is Json {
 
 function metadataOf(value: unknown): Json {
   return isObject(value) && isObject(value.metadata) ? value.metadata : {};
+}
+
+/** The document's own namespace, else kubectl's `-n`, else `default`. */
+function namespaceOf(object: Json, options: InjectOptions): string {
+  const { namespace } = metadataOf(object);
+  return typeof namespace === "string" && namespace !== ""
+    ? namespace
+    : (options.namespace ?? "default");
 }
 
 function nameOf(object: Json): string {
@@ -100,11 +112,7 @@ function injectObject(
   const pod = (
     templatePath.length === 0 ? template : { apiVersion: "v1", kind: "Pod", ...template }
   ) as Pod;
-  const metadata = metadataOf(object);
-  const namespace =
-    typeof metadata.namespace === "string" && metadata.namespace !== ""
-      ? metadata.namespace
-      : (options.namespace ?? "default");
+  const namespace = namespaceOf(object, options);
   const account = pod.spec?.serviceAccountName ?? "default";
   const saAnnotations = options.serviceAccountAnnotations?.[`${namespace}/${account}`];
   const ctx: MutationContext = {
@@ -141,6 +149,9 @@ export function injectDocuments(text: string, options: InjectOptions): InjectRes
 
   const out: Collected = { errors: [], documents: [] };
   const kept: Document[] = [];
+  if (options.serviceAccountAnnotations === undefined && options.policy.readServiceAccounts) {
+    options = { ...options, serviceAccountAnnotations: serviceAccountsIn(docs, options) };
+  }
   docs.forEach((doc, index) => {
     if (doc.errors.length > 0) {
       const first = doc.errors[0]?.message.split("\n")[0] ?? "";
@@ -156,4 +167,25 @@ export function injectDocuments(text: string, options: InjectOptions): InjectRes
 
   if (out.errors.length > 0) return { ok: false, errors: out.errors };
   return { ok: true, output: render(kept), documents: out.documents };
+}
+
+/** Annotations of the ServiceAccounts in the input, keyed `<namespace>/<name>`. */
+function serviceAccountsIn(
+  docs: readonly Document[],
+  options: InjectOptions,
+): Record<string, Record<string, string>> {
+  const found: Record<string, Record<string, string>> = {};
+  for (const doc of docs) {
+    if (doc.errors.length > 0) continue;
+    const object: unknown = doc.toJS();
+    if (!isObject(object) || object.kind !== "ServiceAccount") continue;
+    const metadata = metadataOf(object);
+    if (typeof metadata.name !== "string" || !isObject(metadata.annotations)) continue;
+    const namespace = namespaceOf(object, options);
+    const annotations: Record<string, string> = {};
+    for (const [key, value] of Object.entries(metadata.annotations))
+      if (typeof value === "string") annotations[key] = value;
+    found[`${namespace}/${metadata.name}`] = annotations;
+  }
+  return found;
 }
