@@ -263,12 +263,20 @@ describe("dso-agent modes end to end against a local Vault API", () => {
       env,
       stop.signal,
     );
+    let changedAt = 0;
     try {
-      await waitFor(() => posts.length > 0, 9000);
+      await waitFor(() => {
+        if (posts.length > 0 && changedAt === 0) changedAt = Date.now();
+        return posts.length > 0;
+      }, 9000);
       expect(
         vault.requests.filter((r) => r.path === "sys/leases/renew").length,
       ).toBeGreaterThanOrEqual(1);
       expect(vault.leases.size).toBe(2);
+      // New credentials arrive while the first ones still have at least a quarter of their
+      // 3 s lease left before the 4 s max TTL, not in the last instant.
+      const firstLease = [...vault.leases.values()].sort((a, b) => a.issuedAt - b.issuedAt)[0];
+      expect(changedAt).toBeLessThanOrEqual((firstLease?.issuedAt ?? 0) + 4_000 - 750);
       expect(await readFile(join(config.mountPath, "dyn.json"), "utf8")).not.toBe(first);
       expect(JSON.parse(posts[0] ?? "{}")).toEqual({
         event: "secrets-changed",

@@ -31,6 +31,14 @@ export function leaseAction(lease: Lease): "renew" | "refetch" {
     : "refetch";
 }
 
+/**
+ * Whether a renewal came back more than 10% shorter than the lease was issued for: Vault capped
+ * it at the max TTL (a small shortfall is clock rounding, not a cap).
+ */
+export function renewalWasCapped(lease: Lease | undefined): boolean {
+  return lease !== undefined && lease.durationSeconds * 10 < lease.initialDurationSeconds * 9;
+}
+
 /** Exponential backoff after `failures` consecutive failures (1 → 1s, 2 → 2s, …), capped at 5 minutes. */
 export function backoffDelayMs(failures: number): number {
   const exp = Math.max(0, failures - 1);

@@ -10,6 +10,7 @@ import {
   leaseAction,
   leaseExpiresAt,
   leaseRefreshDelayMs,
+  renewalWasCapped,
   Scheduler,
   staticRefreshDelayMs,
 } from "./scheduler.js";
@@ -197,6 +198,16 @@ export class Sidecar {
       await this.ensureStarted(unit.provider);
       if (unit.lease !== undefined && !unit.needsRefetch && leaseAction(unit.lease) === "renew") {
         await this.set.renewUnitLease(unit);
+        // Vault caps a renewal at the lease's max TTL, so a short answer means these credentials
+        // end soon. Read new ones now, while the old ones still have about a third of a lease left
+        // for the app to switch over; waiting for the next two-thirds point could leave seconds.
+        if (renewalWasCapped(unit.lease)) {
+          await this.set.fetchUnit(unit);
+          logger.info(
+            { secret: SecretSet.describe(unit), version: unit.version },
+            "lease is near its max TTL; read new credentials",
+          );
+        }
       } else {
         await this.set.fetchUnit(unit);
         logger.info({ secret: SecretSet.describe(unit), version: unit.version }, "read secret");
