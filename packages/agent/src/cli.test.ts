@@ -6,7 +6,7 @@ import type { AgentConfig } from "@dso/core";
 import { EXIT_FAILED, EXIT_OK, EXIT_USAGE, runCli } from "./cli.js";
 import { STATE_FILE } from "./state.js";
 import { capturingStream, deadAddress, findLeaks, tempDir, writeText } from "./testing/helpers.js";
-import { FakeVault } from "./testing/vault-server.js";
+import { FakeVault } from "../../../test/fakes/fake-vault.js";
 
 const JWT = "eyJhbGciOiJSUzI1NiJ9.pod-jwt-payload.signature";
 

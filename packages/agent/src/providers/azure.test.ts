@@ -7,7 +7,7 @@ import { AgentMetrics } from "../metrics.js";
 import { runOnce } from "../run-once.js";
 import { Sidecar } from "../sidecar.js";
 import { capturingLogger, findLeaks, tempDir } from "../testing/helpers.js";
-import { FakeKeyVault } from "../testing/key-vault-server.js";
+import { FakeKeyVault } from "../../../../test/fakes/fake-key-vault.js";
 import { makeCert, pkcs12Base64, type TestCert } from "../testing/tls.js";
 import { AzureProvider } from "./azure.js";
 import { readFile } from "node:fs/promises";

@@ -3,7 +3,7 @@ import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import type { VaultConfig } from "@dso/core";
 import { AgentError } from "../errors.js";
 import { capturingLogger, deadAddress, findLeaks, tempDir, writeText } from "../testing/helpers.js";
-import { FakeVault } from "../testing/vault-server.js";
+import { FakeVault } from "../../../../test/fakes/fake-vault.js";
 import { VaultProvider } from "./vault.js";
 
 const POD = { namespace: "team", name: "app-0", serviceAccount: "app" };

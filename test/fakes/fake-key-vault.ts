@@ -1,10 +1,12 @@
 /**
+ * FAKE, because no Key Vault server can run here: Lowkey Vault (the Key Vault emulator) is not
+ * obtainable from this machine's registries (test/e2e/README-infra-notes.md).
  * A small Azure Key Vault secrets API over real HTTPS on 127.0.0.1 for tests: the bearer
  * challenge, GET /secrets/<name>/<version>?api-version=..., and 429 with Retry-After.
  */
 import { createServer, type Server } from "node:https";
 import type { AddressInfo } from "node:net";
-import type { TestCert } from "./tls.js";
+import type { TestCert } from "../../packages/agent/src/testing/tls.js";
 
 export interface KvSecret {
   value: string;

@@ -1,6 +1,10 @@
 /**
- * A small in-memory Vault/OpenBao API for tests: the paths the agent uses, spoken over real HTTP on
- * 127.0.0.1. Not a mock of node-vault: the agent's real client talks to it.
+ * FAKE: a small in-memory Vault/OpenBao API for the agent's unit tests: the paths the agent uses,
+ * spoken over real HTTP on 127.0.0.1. Not a mock of node-vault: the agent's real client talks to it.
+ *
+ * The real proof is the end-to-end suite against OpenBao (test/e2e). This fake remains so that
+ * `npm test` needs no server build and can inject faults in milliseconds (5xx for failover, leases
+ * of a few seconds, tokens that stop renewing); moving those cases onto OpenBao is tracked work.
  */
 import { randomBytes } from "node:crypto";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
