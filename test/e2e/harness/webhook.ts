@@ -1,11 +1,18 @@
-// The DSO webhook as the image runs it (`node build/webhook/main.mjs`), on 127.0.0.1 with a
-// serving certificate from the suite's CA, or in self-signed bootstrap mode against the cluster.
+// The DSO webhook as its image runs it: Dockerfile.webhook's ENTRYPOINT (`node /app/main.mjs`) with
+// the image's ENV, as its numeric USER, with this run's bundle read-only at /app and a read-only
+// root filesystem (harness/image-process.ts), and the chart Deployment's container: its env,
+// the policy directory at /etc/dso/policy, the TLS Secret at /etc/dso/tls (read-only) and an
+// in-memory /tmp. It serves on 127.0.0.1 with a certificate from the suite's CA, or in self-signed
+// bootstrap mode against the cluster.
+import { chmodSync, chownSync, copyFileSync, mkdirSync, statSync } from "node:fs";
 import { request } from "node:https";
-import { join } from "node:path";
+import { basename, dirname, join } from "node:path";
 import type { Cluster } from "./cluster.js";
-import { bundleDir, repoRoot } from "../global-setup.js";
+import { bundleDir } from "../global-setup.js";
+import { imageRuntime } from "./image.js";
+import { spawnImage, volumeDir, type ImageMount } from "./image-process.js";
 import { createPki, type Pki } from "./pki.js";
-import { freePort, makeTempDir, spawnManaged, waitFor, type ManagedProcess } from "./processes.js";
+import { freePort, makeTempDir, waitFor, type ManagedProcess } from "./processes.js";
 
 /** The file the webhook image runs (built by the global setup with scripts/bundle.mjs). */
 export function webhookMain(): string {
@@ -65,25 +72,48 @@ let ownPki: Promise<Pki> | undefined;
  * The CA that signs the webhook's serving certificates: the suite's own (the cluster's) or, for an
  * existing cluster, one made for the webhook. Its PEM is what a caBundle must carry.
  */
-export function webhookCa(cluster: Cluster): Promise<Pki> {
-  if (cluster.pki !== undefined) return Promise.resolve(cluster.pki);
+export function webhookCa(cluster: Pick<Cluster, "pki"> | undefined): Promise<Pki> {
+  if (cluster?.pki !== undefined) return Promise.resolve(cluster.pki);
   ownPki ??= createPki(makeTempDir("dso-e2e-webhook-pki"));
   return ownPki;
 }
 
-export async function startWebhook(cluster: Cluster, opts: WebhookOptions = {}): Promise<Webhook> {
+/** Where the chart's Deployment mounts its volumes (charts/dso/templates/webhook-deployment.yaml). */
+const POLICY_DIR = "/etc/dso/policy";
+const TLS_DIR = "/etc/dso/tls";
+/** Not in the chart (in a pod the webhook uses its service account): the admin kubeconfig. */
+const KUBE_DIR = "/etc/dso/kube";
+
+/**
+ * Starts the webhook (see the file header). `cluster` may be undefined for a webhook that serves
+ * with a certificate of its own CA and never talks to an API server (the image test).
+ */
+export async function startWebhook(
+  cluster: Cluster | undefined,
+  opts: WebhookOptions = {},
+): Promise<Webhook> {
   const port = opts.port ?? (await freePort());
-  const env: NodeJS.ProcessEnv = {
-    PATH: process.env.PATH,
+  const image = imageRuntime("webhook");
+  const volumes = makeTempDir("dso-e2e-webhook", "/dev/shm");
+  const mounts: ImageMount[] = [];
+  const env: Record<string, string> = {
     DSO_WEBHOOK_PORT: String(port),
     DSO_WEBHOOK_HOST: "127.0.0.1",
     DSO_LOG_LEVEL: opts.logLevel ?? "info",
     // Policy edits in tests must show within a second or two, not the default 10 s poll.
     DSO_WATCH_POLL_INTERVAL: "1",
     DSO_SHUTDOWN_TIMEOUT: "2",
-    ...(opts.policyFile === undefined ? {} : { DSO_POLICY_FILE: opts.policyFile }),
     ...opts.env,
   };
+  if (opts.policyFile !== undefined) {
+    // The directory, as the chart mounts its ConfigMap: edits to the file show through. A policy
+    // is not secret (kubelet gives ConfigMap volumes 0755/0644): the image's user must reach it.
+    const dir = dirname(opts.policyFile);
+    chmodSync(dir, statSync(dir).mode | 0o755);
+    chmodSync(opts.policyFile, statSync(opts.policyFile).mode | 0o444);
+    mounts.push({ source: dir, target: POLICY_DIR, readOnly: true });
+    env.DSO_POLICY_FILE = `${POLICY_DIR}/${basename(opts.policyFile)}`;
+  }
 
   let caPem: string;
   let host = "127.0.0.1";
@@ -95,9 +125,24 @@ export async function startWebhook(cluster: Cluster, opts: WebhookOptions = {}):
       sans: ["IP:127.0.0.1", "DNS:localhost"],
     });
     caPem = pki.caPem;
-    env.DSO_TLS_CERT = leaf.cert;
-    env.DSO_TLS_KEY = leaf.key;
+    // Like the chart's TLS Secret volume: readable by the webhook's user only.
+    const tls = volumeDir(volumes, "tls", 0o750, 0, image.gid);
+    for (const [from, to] of [
+      [leaf.cert, "tls.crt"],
+      [leaf.key, "tls.key"],
+    ] as const) {
+      copyFileSync(from, join(tls, to));
+      chownSync(join(tls, to), image.uid, image.gid);
+      chmodSync(join(tls, to), 0o400);
+    }
+    mounts.push({ source: tls, target: TLS_DIR, readOnly: true });
+    Object.assign(env, {
+      DSO_CERT_MODE: "files",
+      DSO_TLS_CERT: `${TLS_DIR}/tls.crt`,
+      DSO_TLS_KEY: `${TLS_DIR}/tls.key`,
+    });
   } else {
+    if (cluster === undefined) throw new Error("startWebhook: self-signed mode needs a cluster");
     const s = opts.selfSigned;
     host = s.serviceName ?? "localhost";
     Object.assign(env, {
@@ -106,20 +151,31 @@ export async function startWebhook(cluster: Cluster, opts: WebhookOptions = {}):
       DSO_WEBHOOK_CONFIG_NAME: s.webhookConfigName,
       DSO_SERVICE_NAME: host,
       DSO_NAMESPACE: s.namespace,
-      KUBECONFIG: cluster.kubeconfig,
+      KUBECONFIG: `${KUBE_DIR}/kubeconfig`,
     });
+    const kube = volumeDir(volumes, "kube", 0o750, 0, image.gid);
+    copyFileSync(cluster.kubeconfig, join(kube, "kubeconfig"));
+    chownSync(join(kube, "kubeconfig"), image.uid, image.gid);
+    chmodSync(join(kube, "kubeconfig"), 0o400);
+    mounts.push({ source: kube, target: KUBE_DIR, readOnly: true });
     caPem = "";
   }
+  // The chart's in-memory /tmp emptyDir; last, because it covers the host's /tmp.
+  mounts.push({ source: volumeDir(volumes, "tmp", 0o1777, 0, 0), target: "/tmp" });
 
-  const proc = spawnManaged("dso-webhook", process.execPath, [webhookMain()], {
+  const logDir = process.env.DSO_E2E_LOG_DIR;
+  if (logDir !== undefined && logDir !== "") mkdirSync(logDir, { recursive: true });
+  const proc = spawnImage("webhook", {
+    name: "dso-webhook",
     env,
-    cwd: repoRoot,
-    ...(process.env.DSO_E2E_LOG_DIR
-      ? { logFile: join(process.env.DSO_E2E_LOG_DIR, `webhook-${port}.log`) }
+    mounts,
+    ...(logDir !== undefined && logDir !== ""
+      ? { logFile: join(logDir, `webhook-${port}.log`) }
       : {}),
   });
 
   if (opts.selfSigned !== undefined) {
+    if (cluster === undefined) throw new Error("startWebhook: self-signed mode needs a cluster");
     const s = opts.selfSigned;
     // The webhook publishes its CA in the Secret it creates; that is what a client trusts.
     caPem = await waitFor(
