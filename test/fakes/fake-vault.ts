@@ -67,6 +67,8 @@ export class FakeVault {
   readonly issued = new Set<string>();
   /** Answer the next N requests with 503 (a sealed or failing node). */
   fail5xx = 0;
+  /** Answer the next N requests with 429 (a rate-limit quota). */
+  fail429 = 0;
   private server: Server | undefined;
   private leaseCounter = 0;
   now = () => Date.now();
@@ -153,6 +155,12 @@ export class FakeVault {
     const namespace = req.headers["x-vault-namespace"] as string | undefined;
     const method = req.method ?? "GET";
     this.requests.push({ method, path, token, namespace, body });
+    if (this.fail429 > 0) {
+      this.fail429 -= 1;
+      res.setHeader("Retry-After", "1");
+      this.send(res, 429, { errors: ['request path "' + path + '": rate limit quota exceeded'] });
+      return;
+    }
     if (this.fail5xx > 0) {
       this.fail5xx -= 1;
       this.send(res, 503, { errors: ["Vault is sealed"] });

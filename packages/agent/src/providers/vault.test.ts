@@ -200,6 +200,20 @@ describe("VaultProvider against a local Vault API", () => {
     expect(lines.join("")).toContain("failed over");
   });
 
+  it("reports a 429 as throttling, not as a refused login, and recovers", async () => {
+    const { p, lines } = provider();
+    vault.fail429 = 1;
+    const err = await p.start().catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(AgentError);
+    expect((err as AgentError).code).toBe("VAULT_THROTTLED");
+    expect((err as AgentError).message).toContain("HTTP 429");
+    expect((err as AgentError).message).not.toContain("bound to this identity");
+    expect((err as AgentError).retryable).toBe(true);
+    await p.start();
+    expect((await p.fetch({ provider: "vault", path: "kv1/app/api" })).value).toBeDefined();
+    expect(lines.join("")).not.toContain("jwt-one-aaaaaaaa");
+  });
+
   const errorCases = [
     {
       name: "403 names the role, the service account and the auth path",

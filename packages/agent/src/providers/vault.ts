@@ -1,4 +1,6 @@
 import { readFile } from "node:fs/promises";
+import { Agent as HttpAgent } from "node:http";
+import { Agent as HttpsAgent } from "node:https";
 import nodeVault from "node-vault";
 import type { Logger } from "pino";
 import type { AgentConfig, SecretRef, VaultConfig } from "@dso/core";
@@ -110,7 +112,10 @@ export class VaultProvider implements Provider {
         debug: () => undefined,
         requestOptions: {
           timeout: REQUEST_TIMEOUT_MS,
-          ...(ca !== undefined ? { ca } : {}),
+          // Our own keep-alive agents: given `ca`, node-vault builds an https.Agent without
+          // keep-alive, and every request paid a TLS handshake (bench: 40 ms CPU per refresh).
+          httpAgent: new HttpAgent({ keepAlive: true }),
+          httpsAgent: new HttpsAgent({ keepAlive: true, ...(ca !== undefined ? { ca } : {}) }),
         },
       }),
     }));
@@ -147,6 +152,14 @@ export class VaultProvider implements Provider {
         return res;
       } catch (err) {
         const status = statusOf(err);
+        if (status === 429) {
+          // Rate-limit quotas: another address would be throttled too. node-vault does not pass on
+          // the Retry-After header, so the caller's backoff (with jitter) paces the retry.
+          throw new AgentError(
+            "VAULT_THROTTLED",
+            `Vault is throttling requests (HTTP 429) while ${what} at ${entry.address}; retrying with backoff`,
+          );
+        }
         if (status !== undefined && status < 500)
           throw new VaultHttpError(status, vaultErrorsOf(err));
         const why = status !== undefined ? `HTTP ${status}` : connectionFailure(err);
