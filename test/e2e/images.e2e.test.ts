@@ -155,7 +155,7 @@ describe("the webhook image's entrypoint", () => {
   it("runs node /app/main.mjs as the image's user, read-only root and /app, no capabilities", () => {
     const rt = imageRuntime("webhook");
     const view = processView(webhook.process.pid);
-    expect(view.argv).toEqual(rt.argv);
+    expect(view.argv).toEqual(rt.entrypoint);
     expect(view.uids.split(/\s+/)).toEqual(Array(4).fill(String(rt.uid)));
     expect(view.gids.split(/\s+/)).toEqual(Array(4).fill(String(rt.gid)));
     expect(view.noNewPrivs).toBe("1");
@@ -253,7 +253,7 @@ describe("the agent image's entrypoint", () => {
     const exit = await proc.exited;
     expect(exit.code, proc.logs()).toBe(0);
     expect(proc.argv).toEqual([
-      ...rt.argv,
+      ...rt.entrypoint,
       "render",
       "--config",
       "/etc/dso/agent.yaml",

@@ -20,7 +20,7 @@ import {
   type ManagedProcess,
 } from "./processes.js";
 import { startWebhook, type Webhook } from "./webhook.js";
-import { imageRuntime } from "./image.js";
+import { imageRuntime, nodeBinMount } from "./image.js";
 
 /** The agent image's entrypoint, env and user, read from Dockerfile.agent. */
 const IMAGE = imageRuntime("agent");
@@ -368,11 +368,15 @@ export function runAgentContainer(
 
   const lines = ["set -e"];
   const mounts = c.volumeMounts ?? [];
-  for (const m of [...mounts.map((x) => x.mountPath), APP_DIR]) lines.push(`mkdir -p ${sq(m)}`);
+  const node = nodeBinMount();
+  for (const m of [...mounts.map((x) => x.mountPath), APP_DIR, node.target])
+    lines.push(`mkdir -p ${sq(m)}`);
   if (c.securityContext?.readOnlyRootFilesystem === true) lines.push("mount -o remount,bind,ro /");
   lines.push(
     `mount --bind ${sq(agentBundleDir())} ${APP_DIR}`,
     `mount -o remount,bind,ro ${APP_DIR}`,
+    `mount --bind ${sq(node.source)} ${sq(node.target)}`,
+    `mount -o remount,bind,ro ${sq(node.target)}`,
   );
   for (const m of mounts) {
     if (m.subPath !== undefined)
@@ -389,7 +393,7 @@ export function runAgentContainer(
     "--inh-caps=-all",
     ...(c.securityContext?.allowPrivilegeEscalation === false ? ["--no-new-privs"] : []),
     "--",
-    ...IMAGE.argv,
+    ...IMAGE.entrypoint,
     ...(c.args ?? []),
   ];
   lines.push(`cd ${APP_DIR}`);

@@ -8,7 +8,7 @@
 import { chmodSync, chownSync, mkdirSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { bundleDir } from "../global-setup.js";
-import { imageRuntime, type ImageRuntime } from "./image.js";
+import { imageRuntime, nodeBinMount, type ImageRuntime } from "./image.js";
 import { spawnManaged, type ManagedProcess } from "./processes.js";
 
 export type ImageName = "agent" | "webhook";
@@ -37,7 +37,7 @@ export interface ImageRunOptions {
 
 export interface ImageProcess extends ManagedProcess {
   runtime: ImageRuntime;
-  /** argv as exec'd after setpriv (the image's ENTRYPOINT, node mapped to this Node, plus args). */
+  /** argv as exec'd after setpriv (the image's ENTRYPOINT, unchanged, plus args). */
   argv: string[];
   /** The complete environment the process got. */
   env: Record<string, string>;
@@ -67,17 +67,20 @@ export function spawnImage(image: ImageName, opts: ImageRunOptions = {}): ImageP
       );
     }
   }
-  lines.push(`mkdir -p ${sq(runtime.workdir)}`, "mount -o remount,bind,ro /");
+  const node = nodeBinMount();
+  lines.push(`mkdir -p ${sq(runtime.workdir)} ${sq(node.target)}`, "mount -o remount,bind,ro /");
   lines.push(
     `mount --bind ${sq(imageBundleDir(image))} ${sq(runtime.workdir)}`,
     `mount -o remount,bind,ro ${sq(runtime.workdir)}`,
+    `mount --bind ${sq(node.source)} ${sq(node.target)}`,
+    `mount -o remount,bind,ro ${sq(node.target)}`,
   );
   for (const m of mounts) {
     lines.push(`mount --bind ${sq(m.source)} ${sq(m.target)}`);
     if (m.readOnly === true) lines.push(`mount -o remount,bind,ro ${sq(m.target)}`);
   }
   const groups = [...new Set([runtime.gid, ...(opts.groups ?? [])])];
-  const argv = [...runtime.argv, ...(opts.args ?? [])];
+  const argv = [...runtime.entrypoint, ...(opts.args ?? [])];
   const priv = [
     "setpriv",
     `--reuid=${runtime.uid}`,

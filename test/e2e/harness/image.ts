@@ -1,9 +1,11 @@
 // What an image runs, read from its Dockerfile, so the e2e suite starts each image's exact
 // entrypoint with the image's environment (issue 8: images cannot be built here, so the suite
-// tests what they run). The runtime stage's ENTRYPOINT, ENV, USER and WORKDIR are parsed; the
-// distroless image's node binary is mapped to the Node that runs the suite.
+// tests what they run). The runtime stage's ENTRYPOINT, ENV, USER and WORKDIR are parsed. The
+// runners bind-mount the directory of the Node that runs the suite where the distroless image has
+// its node (`nodeBinMount`), so the ENTRYPOINT runs unchanged and nothing depends on where the
+// repository lives (a /tmp mount inside the namespace must not hide it).
 import { readFileSync } from "node:fs";
-import { join } from "node:path";
+import { basename, dirname, join } from "node:path";
 import { repoRoot } from "../global-setup.js";
 
 /** The node binary in the runtime base image (gcr.io/distroless/nodejs24). */
@@ -12,8 +14,6 @@ const IMAGE_NODE = "/nodejs/bin/node";
 export interface ImageRuntime {
   /** ENTRYPOINT as the image has it. */
   entrypoint: string[];
-  /** ENTRYPOINT with the image's node replaced by this process's node binary. */
-  argv: string[];
   env: Record<string, string>;
   uid: number;
   gid: number;
@@ -48,10 +48,16 @@ export function imageRuntime(name: "agent" | "webhook"): ImageRuntime {
     throw new Error(`Dockerfile.${name}: USER must be numeric, got "${user}"`);
   return {
     entrypoint,
-    argv: entrypoint.map((a) => (a === IMAGE_NODE ? process.execPath : a)),
     env,
     uid,
     gid: gid ?? uid,
     workdir: instruction("WORKDIR").at(-1) ?? "/",
   };
+}
+
+/** Bind mount that puts this process's Node where the image has its node binary. */
+export function nodeBinMount(): { source: string; target: string } {
+  if (basename(process.execPath) !== basename(IMAGE_NODE))
+    throw new Error(`expected the suite to run on a binary named node, got ${process.execPath}`);
+  return { source: dirname(process.execPath), target: dirname(IMAGE_NODE) };
 }
