@@ -65,7 +65,7 @@ export async function runOnce(options: RunOnceOptions): Promise<{ files: string[
       );
     }
     const fatal = failures.find((f) => f.err instanceof AgentError && !f.err.retryable);
-    const delay = backoffDelayMs(attempt);
+    const delay = backoffDelayMs(attempt, Math.random);
     if (fatal !== undefined || now() + delay > deadline) {
       const list = failures.map((f) => `${f.what}: ${errorMessage(f.err)}`).join("; ");
       const why =

@@ -51,10 +51,20 @@ describe("refresh policy", () => {
   );
 
   it("backs off exponentially from 1s to a 5 minute cap", () => {
-    expect([1, 2, 3, 4, 5].map(backoffDelayMs)).toEqual([1000, 2000, 4000, 8000, 16000]);
+    expect([1, 2, 3, 4, 5].map((n) => backoffDelayMs(n))).toEqual([1000, 2000, 4000, 8000, 16000]);
     expect(backoffDelayMs(9)).toBe(256_000);
     expect(backoffDelayMs(10)).toBe(BACKOFF_MAX_MS);
     expect(backoffDelayMs(1000)).toBe(BACKOFF_MAX_MS);
+  });
+
+  it.each([
+    { failures: 1, random: 0, ms: 500 },
+    { failures: 1, random: 1, ms: 1000 },
+    { failures: 3, random: 0.5, ms: 3000 },
+    { failures: 1000, random: 0, ms: BACKOFF_MAX_MS / 2 },
+    { failures: 1000, random: 1, ms: BACKOFF_MAX_MS },
+  ])("jittered backoff after $failures failures with random $random is $ms ms", (c) => {
+    expect(backoffDelayMs(c.failures, () => c.random)).toBe(c.ms);
   });
 });
 

@@ -39,10 +39,15 @@ export function renewalWasCapped(lease: Lease | undefined): boolean {
   return lease !== undefined && lease.durationSeconds * 10 < lease.initialDurationSeconds * 9;
 }
 
-/** Exponential backoff after `failures` consecutive failures (1 → 1s, 2 → 2s, …), capped at 5 minutes. */
-export function backoffDelayMs(failures: number): number {
+/**
+ * Exponential backoff after `failures` consecutive failures (1 → 1s, 2 → 2s, …), capped at 5 minutes.
+ * With `random`, half of the delay is random ("equal jitter"), so pods throttled together (429)
+ * or cut off by the same outage do not come back in lockstep.
+ */
+export function backoffDelayMs(failures: number, random?: () => number): number {
   const exp = Math.max(0, failures - 1);
-  return Math.min(BACKOFF_MAX_MS, BACKOFF_MIN_MS * 2 ** Math.min(exp, 30));
+  const delay = Math.min(BACKOFF_MAX_MS, BACKOFF_MIN_MS * 2 ** Math.min(exp, 30));
+  return random === undefined ? delay : Math.round(delay / 2 + (random() * delay) / 2);
 }
 
 /**

@@ -187,7 +187,7 @@ export class Sidecar {
         { provider: name, reason: errorMessage(err) },
         "could not renew credentials",
       );
-      return backoffDelayMs(1);
+      return backoffDelayMs(1, this.random);
     }
     return provider.authRenewalDueMs(this.now()) ?? 60_000;
   }
@@ -233,7 +233,7 @@ export class Sidecar {
         this.set.removeFiles(unit);
         this.requestCommit();
       }
-      const backoff = backoffDelayMs(unit.failures);
+      const backoff = backoffDelayMs(unit.failures, this.random);
       if (unit.lease !== undefined) {
         // Retry before the lease runs out, not after a long backoff.
         return Math.max(1_000, Math.min(backoff, leaseExpiresAt(unit.lease) - now));
