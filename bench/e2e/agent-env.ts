@@ -23,8 +23,6 @@ import {
   type ManagedProcess,
 } from "../../test/e2e/harness/processes.js";
 
-export { teardownAll } from "../../test/e2e/harness/processes.js";
-
 /** Loads the provisioned servers' paths and bundles the agent (under the suite's lock); returns the agent's main.mjs. */
 export function prepareAgentBundle(): string {
   Object.assign(process.env, loadProvisionedEnv());

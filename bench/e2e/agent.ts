@@ -21,6 +21,7 @@ import { summarize } from "../lib/https-driver.js";
 import { InspectorSession } from "../lib/inspector-heap.js";
 import { describeLoad, loadAverage } from "../lib/machine.js";
 import { benchArgs } from "../lib/options.js";
+import { runBench } from "./run-bench.js";
 import { readCpuMs } from "../lib/proc-stats.js";
 import { markdownTable, round, startReport } from "../lib/report.js";
 import { MiB, readSmapsRollup, type SmapsRollup } from "../lib/smaps.js";
@@ -32,7 +33,6 @@ import {
   prepareAgentBundle,
   spawnAgent,
   startBenchVault,
-  teardownAll,
   type AgentRun,
   type SecretEntry,
 } from "./agent-env.js";
@@ -388,19 +388,4 @@ async function main(): Promise<Record<string, unknown>> {
   };
 }
 
-let results: Record<string, unknown> = {};
-try {
-  results = await main();
-} catch (err) {
-  failures.push(err instanceof Error ? err.message : String(err));
-} finally {
-  await teardownAll();
-}
-const file = report.write({ ...results, failures });
-console.log(`\nresults: ${file}`);
-if (failures.length > 0) {
-  console.error(`bench:agent FAILED:\n- ${failures.join("\n- ")}`);
-  process.exitCode = 1;
-}
-// A harness timer must not hold the benchmark open.
-process.exit(process.exitCode ?? 0);
+await runBench("agent", report, failures, main);

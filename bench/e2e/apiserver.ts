@@ -18,10 +18,11 @@ import { bundleDir, loadProvisionedEnv } from "../../test/e2e/global-setup.js";
 import setup from "../../test/e2e/global-setup.js";
 import { startInjection } from "../../test/e2e/harness/agent-runner.js";
 import { startCluster, type Cluster } from "../../test/e2e/harness/cluster.js";
-import { adoptTempDir, teardownAll, waitFor } from "../../test/e2e/harness/processes.js";
+import { adoptTempDir, waitFor } from "../../test/e2e/harness/processes.js";
 import { summarize, type LatencySummary } from "../lib/https-driver.js";
 import { describeLoad, loadAverage } from "../lib/machine.js";
 import { benchArgs } from "../lib/options.js";
+import { runBench } from "./run-bench.js";
 import { markdownTable, round, startReport } from "../lib/report.js";
 
 const NS = "bench";
@@ -238,18 +239,4 @@ async function main(): Promise<Record<string, unknown>> {
   return { pods, warmup, rows };
 }
 
-let results: Record<string, unknown> = {};
-try {
-  results = await main();
-} catch (err) {
-  failures.push(err instanceof Error ? err.message : String(err));
-} finally {
-  await teardownAll();
-}
-const file = report.write({ ...results, failures });
-console.log(`\nresults: ${file}`);
-if (failures.length > 0) {
-  console.error(`bench:apiserver FAILED:\n- ${failures.join("\n- ")}`);
-  process.exitCode = 1;
-}
-process.exit(process.exitCode ?? 0);
+await runBench("apiserver", report, failures, main);

@@ -21,6 +21,7 @@ import { makeTempDir } from "../../test/e2e/harness/processes.js";
 import { summarize } from "../lib/https-driver.js";
 import { describeLoad, loadAverage } from "../lib/machine.js";
 import { benchArgs } from "../lib/options.js";
+import { runBench } from "./run-bench.js";
 import { markdownTable, round, startReport } from "../lib/report.js";
 import { startVaultProxy, type ProxyEvent } from "../lib/vault-proxy.js";
 import {
@@ -30,7 +31,6 @@ import {
   prepareAgentBundle,
   spawnAgent,
   startBenchVault,
-  teardownAll,
   type AgentRun,
   type SecretEntry,
 } from "./agent-env.js";
@@ -432,18 +432,4 @@ async function configureDatabase(
   });
 }
 
-let results: Record<string, unknown> = {};
-try {
-  results = await main();
-} catch (err) {
-  failures.push(err instanceof Error ? err.message : String(err));
-} finally {
-  await teardownAll();
-}
-const file = report.write({ ...results, failures });
-console.log(`\nresults: ${file}`);
-if (failures.length > 0) {
-  console.error(`bench:backend FAILED:\n- ${failures.join("\n- ")}`);
-  process.exitCode = 1;
-}
-process.exit(process.exitCode ?? 0);
+await runBench("backend", report, failures, main);

@@ -169,14 +169,7 @@ function agentTokenNeedles(vols: PodVolumes): Needle[] {
 }
 
 function loginCount(): number {
-  return bao
-    .auditEntries()
-    .filter(
-      (e) =>
-        e.type === "response" &&
-        e.request?.path === "auth/kubernetes/login" &&
-        e.error === undefined,
-    ).length;
+  return bao.loginCount("auth/kubernetes/login");
 }
 
 describe("agent with the pod's identity against OpenBao", () => {

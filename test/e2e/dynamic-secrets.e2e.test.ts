@@ -85,14 +85,7 @@ async function vaultRoles(): Promise<string[]> {
 }
 
 function loginCount(): number {
-  return bao
-    .auditEntries()
-    .filter(
-      (e) =>
-        e.type === "response" &&
-        e.request?.path === "auth/kubernetes/login" &&
-        e.error === undefined,
-    ).length;
+  return bao.loginCount("auth/kubernetes/login");
 }
 
 function leaseRenewals(): number {

@@ -472,15 +472,7 @@ describe.each(vaultCompose)(
         { source: state, target: agent.statePath },
       ];
 
-      const logins = (): number =>
-        bao
-          .auditEntries()
-          .filter(
-            (e) =>
-              e.type === "response" &&
-              e.request?.path === "auth/approle/login" &&
-              e.error === undefined,
-          ).length;
+      const logins = (): number => bao.loginCount("auth/approle/login");
       await bao.enableAudit();
       const before = logins();
 

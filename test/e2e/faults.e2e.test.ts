@@ -69,14 +69,7 @@ function pod(name: string, annotations: Record<string, string>): unknown {
 }
 
 function loginCount(): number {
-  return bao
-    .auditEntries()
-    .filter(
-      (e) =>
-        e.type === "response" &&
-        e.request?.path === "auth/kubernetes/login" &&
-        e.error === undefined,
-    ).length;
+  return bao.loginCount("auth/kubernetes/login");
 }
 
 function stateToken(vols: PodVolumes): { token: string; accessor: string } {

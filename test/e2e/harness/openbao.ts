@@ -69,6 +69,8 @@ export interface OpenBao {
   enableAudit(): Promise<string>;
   /** Parsed audit log entries (request and response). */
   auditEntries(): AuditEntry[];
+  /** Successful logins at `loginPath` (e.g. `auth/kubernetes/login`) in the audit log. */
+  loginCount(loginPath: string): number;
   /** The `bao` CLI against this server (root token in the child's environment). */
   bao(args: string[]): Promise<RunResult>;
   logs(): string;
@@ -414,6 +416,13 @@ export async function startOpenBao(opts: OpenBaoOptions = {}): Promise<OpenBao> 
       }
       await call("GET", "sys/audit", undefined, rootToken);
       return auditFile;
+    },
+    loginCount(loginPath) {
+      return bao
+        .auditEntries()
+        .filter(
+          (e) => e.type === "response" && e.request?.path === loginPath && e.error === undefined,
+        ).length;
     },
     auditEntries() {
       let text = "";
